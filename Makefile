@@ -1,0 +1,52 @@
+# Two commands do all the set-up on a fresh clone:
+#   make lab    venv + install + Jupyter kernel, then JupyterLab on chapter 00
+#   make test   the same set-up, then unit tests and strict nbval over notebooks/
+#
+# torch: by default `pip install torch==2.13.0`, which on a machine with the
+# local CPU wheel takes that file. To choose another build (CUDA, say), either
+# install torch into .venv yourself first (an existing torch is kept), or:
+#   make lab TORCH="torch" TORCH_INDEX=https://download.pytorch.org/whl/cu128
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
+STAMP  := $(VENV)/.qwqlearn-installed
+
+# Quiet, offline, deterministic notebook runs.
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
+export TRANSFORMERS_VERBOSITY := error
+export TOKENIZERS_PARALLELISM := false
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: setup lab test unit nbval clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+	  $(BIN)/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m ipykernel install --user --name qwqlearn --display-name "Python (qwqlearn)" >/dev/null
+	touch $@
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/00_welcome.ipynb
+
+unit: setup
+	$(BIN)/python -m pytest -q tests
+
+nbval: setup
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks
+
+# One pytest run: unit tests, then every notebook under strict nbval.
+test: setup
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from qwqlearn.cli import main
+
+sys.exit(main())

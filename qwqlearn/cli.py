@@ -1,0 +1,44 @@
+"""The `qwqlearn` command (also `python -m qwqlearn`).
+
+    qwqlearn verify DIR [--dtype bfloat16] [--seq 32]   parity report: ours vs transformers
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _verify(args) -> int:
+    import torch
+
+    from qwqlearn.verify import verify_checkpoint
+
+    report = verify_checkpoint(args.dir, dtype=getattr(torch, args.dtype), seq=args.seq, tol=args.tol)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qwqlearn", description="The qwqlearn course toolkit.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("verify", help="compare our model with transformers on a checkpoint directory")
+    p.add_argument("dir", help="a Hugging Face-layout directory: config.json + *.safetensors")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--seq", type=int, default=16, help="length of the random test input")
+    p.add_argument("--tol", type=float, default=None, help="max |Δ| allowed (default: 1e-5 fp32, 5e-2 bf16)")
+    p.set_defaults(func=_verify)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (OSError, ValueError) as e:  # bad paths, bad checkpoints, offline: one line, no traceback
+        print(f"qwqlearn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
