@@ -34,6 +34,21 @@ def attention_mask(start: int, seq: int, sliding_window: int | None = None, devi
     return allowed
 
 
+def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """One new token attending to every cached position, GQA without copying keys.
+
+    q: [batch, H, 1, D]; k, v: [batch, KV, T, D] -> [batch, H, 1, D].
+    Query head h belongs to kv head h // n_rep, so viewing q as [batch, KV, n_rep, D]
+    lines every group up with its shared key/value head. The few multiply-adds
+    here run in fp32: on CPU that is faster than bf16 batched matmuls (and than
+    scaled_dot_product_attention, whose flash kernel is built for long queries).
+    """
+    b, H, _, D = q.shape
+    KV = k.shape[1]
+    scores = q.view(b, KV, H // KV, D).float() @ k.float().transpose(-1, -2) * D**-0.5  # [batch, KV, n_rep, T]
+    return (scores.softmax(-1) @ v.float()).to(q.dtype).view(b, H, 1, D)
+
+
 class GQAttention(nn.Module):
     def __init__(self, hidden_size: int, n_heads: int, n_kv_heads: int, layer_idx: int = 0,
                  sliding_window: int | None = None):
@@ -62,13 +77,15 @@ class GQAttention(nn.Module):
             k, v = cache.update(self.layer_idx, start, k, v)  # [b, KV, start + s, D]
 
         kv_len = k.shape[2]
+        if s == 1 and self.sliding_window is None:
+            y = decode_attention(q, k, v)
+            return self.o_proj(y.transpose(1, 2).reshape(b, s, H * D))
         mask, causal = None, False
         if self.sliding_window is not None and kv_len > self.sliding_window:
             mask = attention_mask(kv_len - s, s, self.sliding_window, x.device)
         elif s == kv_len:
-            causal = s > 1          # plain prefill: the usual lower-triangular mask
-        elif s > 1:
+            causal = True           # plain prefill: the usual lower-triangular mask
+        else:
             mask = attention_mask(kv_len - s, s, None, x.device)  # a chunk after cached tokens
-        # (one new token sees every cached position: no mask at all)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=KV != H)
         return self.o_proj(y.transpose(1, 2).reshape(b, s, H * D))
