@@ -14,6 +14,12 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+
+@pytest.fixture(autouse=True)
+def _progress_file(tmp_path, monkeypatch):
+    """Exercise checkers record progress; tests keep it out of the real user data dir."""
+    monkeypatch.setenv("QWQLEARN_PROGRESS", str(tmp_path / "progress.json"))
+
 from qwqlearn import QwenConfig  # noqa: E402
 
 # name -> QwenConfig kwargs. Each one exercises something different.
