@@ -1,6 +1,8 @@
 """The `qwqlearn` command (also `python -m qwqlearn`).
 
     qwqlearn verify DIR [--dtype bfloat16] [--seq 32]   parity report: ours vs transformers
+    qwqlearn doctor                                     is this environment ready for the course?
+    qwqlearn progress                                   exercises done, per chapter
 """
 
 from __future__ import annotations
@@ -19,6 +21,20 @@ def _verify(args) -> int:
     return 0 if report.ok else 1
 
 
+def _doctor(args) -> int:
+    from qwqlearn.doctor import main
+
+    return main()
+
+
+def _progress(args) -> int:
+    import qwqlearn.check  # noqa: F401  (registers the exercises)
+    from qwqlearn.progress import table
+
+    print(table())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qwqlearn", description="The qwqlearn course toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq", type=int, default=16, help="length of the random test input")
     p.add_argument("--tol", type=float, default=None, help="max |Δ| allowed (default: 1e-5 fp32, 5e-2 bf16)")
     p.set_defaults(func=_verify)
+    sub.add_parser("doctor", help="check Python, torch, GPU, transformers, bitsandbytes, Jupyter").set_defaults(func=_doctor)
+    sub.add_parser("progress", help="show which exercises you have passed").set_defaults(func=_progress)
     return parser
 
 
