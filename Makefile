@@ -22,7 +22,7 @@ export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: setup lab test unit nbval clean
+.PHONY: setup lab test unit nbval student clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ nbval: setup
 # One pytest run: unit tests, then every notebook under strict nbval.
 test: setup
 	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+# Student copies for a workshop: solutions become stubs, outputs are cleared.
+student: setup
+	$(BIN)/qwqlearn student student/
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,6 +3,7 @@
     qwqlearn verify DIR [--dtype bfloat16] [--seq 32]   parity report: ours vs transformers
     qwqlearn doctor                                     is this environment ready for the course?
     qwqlearn progress                                   exercises done, per chapter
+    qwqlearn student OUT_DIR                            student copies: solutions stubbed, outputs cleared
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ def _progress(args) -> int:
     return 0
 
 
+def _student(args) -> int:
+    from qwqlearn.student import write_student_copies
+
+    for path in write_student_copies(args.out_dir):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qwqlearn", description="The qwqlearn course toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_verify)
     sub.add_parser("doctor", help="check Python, torch, GPU, transformers, bitsandbytes, Jupyter").set_defaults(func=_doctor)
     sub.add_parser("progress", help="show which exercises you have passed").set_defaults(func=_progress)
+    p = sub.add_parser("student", help="write student copies of every notebook (solutions -> stubs)")
+    p.add_argument("out_dir")
+    p.set_defaults(func=_student)
     return parser
 
 
