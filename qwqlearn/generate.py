@@ -71,6 +71,7 @@ def stream(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: flo
 
     input_ids: [batch, seq]; rows must have equal length (no padding). A row that
     has stopped keeps yielding its stop id. Generation also ends at the model's context.
+    seed=None samples differently on every call; an int makes sampling reproducible.
     """
     n_new = _check_prompt(model, input_ids, max_new_tokens)
     batch, prompt_len = input_ids.shape
@@ -78,6 +79,8 @@ def stream(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: flo
     gen = torch.Generator(device=device)
     if seed is not None:
         gen.manual_seed(seed)
+    else:
+        gen.seed()  # a fresh random seed; a new Generator would otherwise always start from the same one
     vocab = model.config.vocab_size
     seen = torch.zeros(batch, vocab, dtype=torch.bool, device=device).scatter_(1, input_ids, True)
     generated = torch.zeros_like(seen)
