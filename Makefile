@@ -22,7 +22,7 @@ export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: setup lab test unit nbval student clean
+.PHONY: setup lab test unit nbval student clean book browser
 
 setup: $(STAMP)
 
@@ -45,8 +45,22 @@ nbval: setup
 	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 # One pytest run: unit tests, then every notebook under strict nbval.
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+# The course as a website: every notebooks/NN_*.ipynb with its committed outputs
+# (nothing is executed) -> book/_build/html/index.html. Offline; incremental.
+BOOK_NOTEBOOKS ?= notebooks
+book: setup
+	@$(BIN)/python -c "import jupyter_book, importlib.util as u; assert u.find_spec('sphinx-mathjax-offline')" 2>/dev/null || \
+	  $(BIN)/python -m pip install -q "jupyter-book==1.0.4.post1" "sphinx-mathjax-offline==0.0.2"
+	@$(BIN)/python book/build.py --notebooks $(BOOK_NOTEBOOKS)
+
+# Headless Chromium for tests/test_book.py, from Debian (root only; else the test skips).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "browser: no chromium and not root: 'sudo make browser', or tests/test_book.py skips"
 
 # Student copies for a workshop: solutions become stubs, outputs are cleared.
 student: setup
