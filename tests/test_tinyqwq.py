@@ -1,0 +1,129 @@
+"""TinyQwQ: the shipped checkpoint is real HF layout, the task is checkable, held-out is held out."""
+
+import random
+
+import pytest
+import torch
+
+from qwqlearn import tinyqwq
+from qwqlearn.tinyqwq import data
+
+SHIPPED = (tinyqwq.CHECKPOINT_DIR / "model.safetensors").exists()
+needs_checkpoint = pytest.mark.skipif(not SHIPPED, reason="no shipped TinyQwQ checkpoint yet")
+
+
+# -- the task ------------------------------------------------------------------------------------
+
+def test_problems_are_reproducible_and_correct():
+    a = list(tinyqwq.problems("add3", 20, seed=1))
+    assert a == list(tinyqwq.problems("add3", 20, seed=1))
+    assert all(p.answer == p.a + p.b and 100 <= p.a <= 999 and 100 <= p.b <= 999 for p in a)
+    assert all(p.question == f"What is {p.a} + {p.b}?" for p in a)
+    c = list(tinyqwq.problems("count", 20, seed=1))
+    assert all(p.answer == p.word.count(p.letter) for p in c)
+    assert all(p.question == f"How many {p.letter}'s are in {p.word}?" for p in c)
+
+
+def test_held_out_problems_never_appear_in_training():
+    test_pairs = {tuple(sorted((p.a, p.b))) for fam in ("add3", "add4")
+                  for p in tinyqwq.problems(fam, 300, seed=0, split="test")}
+    test_words = {p.word for p in tinyqwq.problems("count", 300, seed=0, split="test")}
+    assert "strawberry" not in {p.word for p in tinyqwq.problems("count", 3000, seed=0, split="train")}
+    rng = random.Random(0)
+    for _ in range(3000):  # what train.py's example stream draws from
+        p = data._sample("add", rng, "train", paraphrase=True)
+        assert tuple(sorted((p.a, p.b))) not in test_pairs
+        q = data._sample("count", rng, "train", paraphrase=True)
+        assert q.word not in test_words
+    assert data.split_of_word("strawberry") == "test"
+
+
+def test_traces_are_correct_and_slips_are_repaired():
+    p = data.make_addition(482, 937)
+    think = data.completion(p, "think")
+    assert "8 + 3 + 0 = 11, write 1, carry 1." in think and "Wait" not in think
+    assert think.endswith("</think>\n\nThe answer is 1419.")
+    slipped = data.completion(p, "reflect", random.Random(3), slip=True)
+    assert ". Wait, that is wrong: " in slipped and slipped.endswith("The answer is 1419.")
+    assert data.completion(p, "direct") == "</think>\n\nThe answer is 1419."
+    s = data.completion(data.make_count("strawberry", "r"), "think")
+    assert "s 0, t 0, r 1, a 1, w 1, b 1, e 1, r 2, r 3, y 3." in s and s.endswith("The answer is 3.")
+
+
+def test_check_scores_final_answers():
+    p = data.make_addition(482, 937)
+    assert tinyqwq.check(p, "...\n</think>\n\nThe answer is 1419.")
+    assert not tinyqwq.check(p, "...\n</think>\n\nThe answer is 1418.")
+    assert not tinyqwq.check(p, "1419")                      # no final-answer sentence
+    assert tinyqwq.check(p, "The answer is 12. Wait, that is wrong. The answer is 1419.")  # the last one counts
+
+
+def test_questions_are_parsed_or_refused():
+    assert data.parse_question("What is 482 + 937?").answer == 1419
+    assert data.parse_question("How many r's are in strawberry?").answer == 3
+    assert data.parse_question("What is the capital of France?") is None
+    text, value = tinyqwq.answer("What is the capital of France?")
+    assert value is None and "I can only do" in text
+    assert tinyqwq.answer("What is 12345678 + 1?")[1] is None     # longer than it was trained on
+
+
+# -- the shipped checkpoint ------------------------------------------------------------------------
+
+@needs_checkpoint
+def test_checkpoint_loads_in_transformers_with_equal_logits():
+    from transformers import AutoModelForCausalLM
+
+    from qwqlearn.weights import load_pretrained
+
+    path = tinyqwq.CHECKPOINT_DIR
+    hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    assert type(hf).__name__ == "Qwen2ForCausalLM"
+    ours = load_pretrained(path).eval()
+    model, tok = tinyqwq.load()
+    ids = torch.tensor([tok.encode(data.prompt_text("What is 482 + 937?"), allowed_special="all")])
+    with torch.no_grad():
+        ref = hf(ids).logits
+        assert (ours(ids) - ref).abs().max().item() <= 1e-5
+        assert (model(ids) - ref).abs().max().item() <= 1e-5
+
+
+@needs_checkpoint
+def test_tokenizer_loads_in_auto_tokenizer_with_identical_ids():
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(tinyqwq.CHECKPOINT_DIR)
+    _, tok = tinyqwq.load()
+    p = data.make_count("strawberry", "r")
+    text = data.prompt_text(p.question) + data.completion(p, "reflect", random.Random(1), slip=True) + "<|im_end|>"
+    assert hf.encode(text, add_special_tokens=False) == tok.encode(text, allowed_special="all")
+    for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"):
+        assert hf.convert_tokens_to_ids(special) == tok.special_tokens[special]
+    # digits are always single tokens
+    assert all(len(tok.encode(d)) == 1 for d in "0123456789")
+
+
+# Greedy decoding of a fixed checkpoint is deterministic, so these floors are exact
+# regressions guards set a little under the shipped model's measured accuracy
+# (see `python -m qwqlearn.tinyqwq.evaluate`), not the issue's targets.
+MIN_ADD3_CORRECT_OF_32 = 12
+
+
+@needs_checkpoint
+def test_shipped_model_adds_held_out_numbers():
+    from qwqlearn.tinyqwq.evaluate import solve
+
+    model, tok = tinyqwq.load()
+    probs = list(tinyqwq.problems("add3", 32, seed=7))
+    texts = solve(model, tok, probs)
+    assert sum(tinyqwq.check(p, t) for p, t in zip(probs, texts)) >= MIN_ADD3_CORRECT_OF_32
+    assert all("</think>" in t and tinyqwq.extract_answer(t) is not None for t in texts)
+
+
+@needs_checkpoint
+def test_answer_on_canonical_questions():
+    text, value = tinyqwq.answer("What is 482 + 937?")
+    assert text.startswith("Add column by column") and isinstance(value, int)
+    text, value = tinyqwq.answer("How many r's are in strawberry?", mode="reflect")
+    # The shipped checkpoint spells the word before counting; it does not always spell it
+    # right (it writes "strawerbry"), which the README reports as a known miss.
+    assert text.startswith("Spell ") and "count the r's" in text and isinstance(value, int)
