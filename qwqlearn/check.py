@@ -253,3 +253,215 @@ def top_p_filter(fn: Callable) -> str:
             raise _Fail(f"top_p={p}: you kept {n} tokens, the reference keeps {m}. Hint: {hint}.")
         _compare(got[kept], want[want_kept], f"top_p={p} kept logits", 1e-6)
     return " on 4 cases, including a tiny top_p."
+
+
+# -- chapter 10 ---------------------------------------------------------------------------
+
+def _addition_trace(a: int, b: int, ones_first: bool = True, carry: bool = True,
+                    final_carry: bool = True) -> list[str]:
+    """tinyqwq.data.addition_lines without a slip, or one of its classic mistakes."""
+    from qwqlearn.tinyqwq.data import PLACES
+
+    width = max(len(str(a)), len(str(b)))
+    da, db = ([(n // 10 ** i) % 10 for i in range(width)] for n in (a, b))
+    order = range(width) if ones_first else range(width - 1, -1, -1)
+    lines, c, written = ["Add column by column, starting from the ones."], 0, {}
+    for i in order:
+        s = da[i] + db[i] + c
+        lines.append(f"{PLACES[i]}: {da[i]} + {db[i]} + {c} = {s}, write {s % 10}, carry {s // 10}.")
+        written[i] = s % 10
+        c = s // 10 if carry else 0
+    total = sum(d * 10 ** i for i, d in written.items()) + (c * 10 ** width if final_carry else 0)
+    lines.append(f"The last carry is {c}, so reading back gives {total}.")
+    lines.append(f"Check: {da[0]} + {db[0]} ends in {(da[0] + db[0]) % 10}, and so does {total}.")
+    return lines
+
+
+@exercise("10", "addition_trace", "tinyqwq.data.addition_lines")
+def addition_trace(fn: Callable) -> str:
+    """fn(a: int, b: int) -> list[str]: TinyQwQ's column-addition trace, one line per step."""
+    from qwqlearn.tinyqwq.data import addition_lines
+
+    cases = [(482, 937), (5, 7), (999, 1), (1234, 8766), (40, 2), (0, 0), (9876, 5)]
+    for a, b in cases:
+        want = addition_lines(a, b)
+        got = fn(a, b)
+        if isinstance(got, str):
+            raise _Fail(f"({a}, {b}): return a list of lines, not one string (try text.split('\\n')).")
+        if not isinstance(got, list) or not all(isinstance(line, str) for line in got):
+            raise _Fail(f"({a}, {b}): expected a list of str, got {type(got).__name__}.")
+        if got == want:
+            continue
+        mistakes = {
+            "start from the leftmost digit (the model reads ones first)": _addition_trace(a, b, ones_first=False),
+            "forget to pass the carry on to the next column": _addition_trace(a, b, carry=False),
+            "forget the final carry when reading back the sum": _addition_trace(a, b, final_carry=False),
+        }
+        for hint, wrong in mistakes.items():
+            if got == wrong:
+                raise _Fail(f"({a}, {b}): your trace matches what you get if you {hint}.")
+        if len(got) != len(want):
+            raise _Fail(f"({a}, {b}): expected {len(want)} lines, got {len(got)}.")
+        i = next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)
+        raise _Fail(f"({a}, {b}), line {i}: got {got[i]!r}, expected {want[i]!r}.")
+    return f" on {len(cases)} additions, including carries into a new digit and operands of unequal length."
+
+
+# -- chapter 09 ---------------------------------------------------------------------------
+
+@exercise("09", "ngram_loop", "qwqlearn.reasoning.NgramRepetition (via find_loop)")
+def ngram_loop(fn: Callable) -> str:
+    """fn(tokens: list[int], n: int, max_count: int) -> bool: True when some n-gram (overlapping
+    windows) occurs more than max_count times in tokens."""
+    from qwqlearn.reasoning import NgramRepetition, find_loop
+
+    def counts(tokens, n, step):
+        seen: dict = {}
+        for i in range(0, len(tokens) - n + 1, step):
+            seen[tuple(tokens[i:i + n])] = seen.get(tuple(tokens[i:i + n]), 0) + 1
+        return seen
+
+    cases = [([7] * 10, 2, 5),                         # overlapping: (7, 7) occurs 9 times
+             ([1, 2, 3] * 4, 3, 4),                    # exactly... 4 times: not more than 4
+             ([1, 2, 3] * 4, 3, 3),                    # 4 > 3
+             ([5, 1, 2, 9, 1, 2], 2, 1),               # the last n-gram (1, 2) is the repeat
+             ([1, 2, 3, 4], 5, 0),                     # shorter than n: no n-gram at all
+             ([], 3, 0),
+             ([3, 1, 4, 1, 5, 9, 2, 6], 1, 1),         # 1 occurs twice
+             ([3, 1, 4, 1, 5, 9, 2, 6], 2, 1)]         # all bigrams distinct
+    for tokens, n, k in cases:
+        want = find_loop(tokens, [NgramRepetition(n, k, window=len(tokens) + n)]) is not None
+        got = fn(list(tokens), n, k)
+        if not isinstance(got, bool):
+            raise _Fail(f"ngram_loop({tokens}, n={n}, max_count={k}) returned {got!r}; return True or False")
+        if got == want:
+            continue
+        c_over, c_step = counts(tokens, n, 1), counts(tokens, n, n)
+        hints = []
+        if want and not any(v > k for v in c_step.values()):
+            hints.append("count overlapping windows: slide by one token, not by n")
+        if not want and any(v == k for v in c_over.values()):
+            hints.append("flag an n-gram seen *more than* max_count times (>), not max_count times (>=)")
+        if want and not any(v > k for v in counts(tokens[:-1], n, 1).values()):
+            hints.append("include the last n-gram: range(len(tokens) - n + 1)")
+        hint = f" Hint: {hints[0]}." if hints else ""
+        raise _Fail(f"ngram_loop({tokens}, n={n}, max_count={k}) returned {got}, expected {want}.{hint}")
+    return f" on {len(cases)} token streams, overlaps and the 'more than' edge included."
+
+
+# -- chapter 00 ---------------------------------------------------------------------------
+
+def _param_count_mistakes(cfg) -> dict[str, int]:
+    """The count a learner gets with one classic slip, as the difference from the right count."""
+    h, L, kv = cfg.hidden_size, cfg.num_hidden_layers, cfg.num_key_value_heads * cfg.head_dim
+    tied_extra = cfg.vocab_size * h if cfg.tie_word_embeddings else 0
+    return {
+        "forget the q/k/v biases (Qwen2 has a bias on q, k and v, none on o_proj or the MLP)": -L * (h + 2 * kv),
+        "count the tied embedding twice (a tied lm_head is the same matrix as embed_tokens)": tied_extra,
+        "forget the RMSNorm weights (two per layer plus the final norm)": -(2 * L + 1) * h,
+        "forget the final norm (after the last layer)": -h,
+        "size k_proj and v_proj with num_attention_heads instead of num_key_value_heads":
+            2 * L * (h * h + h - kv * h - kv),
+        "forget the untied lm_head": -(cfg.vocab_size * h if not cfg.tie_word_embeddings else 0),
+    }
+
+
+@exercise("00", "param_count", "QwenForCausalLM.num_parameters()")
+def param_count(fn: Callable) -> str:
+    """fn(config: QwenConfig) -> int: the parameters of QwenForCausalLM(config), a tied lm_head counted once."""
+    from qwqlearn.config import QwenConfig
+    from qwqlearn.model import QwenForCausalLM
+
+    names = ("qwq-32b-preview", "qwen2.5-0.5b", "qwen2.5-7b", "tiny")
+    for name in names:
+        cfg = QwenConfig.preset(name)
+        with torch.device("meta"):
+            want = QwenForCausalLM(cfg).num_parameters()
+        got = fn(cfg)
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, int):
+            raise _Fail(f"{name}: expected an int, got {type(got).__name__} {got!r} "
+                        "(count exactly: integer arithmetic, no / or 1e9)")
+        if got == want:
+            continue
+        for hint, delta in _param_count_mistakes(cfg).items():
+            if delta and got == want + delta:
+                raise _Fail(f"{name}: you count {got:,}, the model has {want:,}. "
+                            f"Your count matches what you get if you {hint}.")
+        raise _Fail(f"{name}: you count {got:,}, the model has {want:,} (off by {got - want:+,}).")
+    return f" on {len(names)} presets, tied and untied, from 0.5B to 32B."
+
+
+# -- chapter 08 ---------------------------------------------------------------------------
+
+def _nf4_block_cases() -> list[tuple[str, torch.Tensor]]:
+    """Blocks of 64 floats: weight-like, a negative absmax, exact midpoints, and all zeros."""
+    from qwqlearn.quant import nf4_code
+
+    code = nf4_code()
+    midpoints = (code[:-1] + code[1:]) / 2
+    weights = 0.02 * torch.randn(64, generator=_gen(80))
+    negative = torch.randn(64, generator=_gen(81))
+    negative[17] = -4.0  # the absolute maximum is negative
+    on_midpoints = torch.cat([midpoints.repeat(4), midpoints[:3], torch.ones(1)])  # absmax 1 exactly
+    return [("a block of weight-like values (std 0.02)", weights), ("a block whose absmax is negative", negative),
+            ("a block with values exactly on the midpoints between codes", on_midpoints),
+            ("an all-zero block", torch.zeros(64))]
+
+
+@exercise("08", "nf4_block", "qwqlearn.quant.quantize_nf4 (and so bitsandbytes)")
+def nf4_block(fn: Callable) -> str:
+    """fn(block: [64] float32) -> (indices: [64] integer tensor in 0..15, absmax: float32 scalar).
+
+    Before packing: indices[i] is the position in nf4_code() of the value chosen for block[i]."""
+    from qwqlearn.quant import _nf4_midpoints, nf4_code, quantize_nf4
+
+    code, midpoints = nf4_code(), _nf4_midpoints(torch.device("cpu"))
+    for what, block in _nf4_block_cases():
+        packed, absmax = quantize_nf4(block, blocksize=64)
+        want = torch.stack([packed >> 4, packed & 0x0F], dim=-1).reshape(-1).long()
+        out = fn(block.clone())
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise _Fail(f"{what}: return a pair (indices, absmax), got {type(out).__name__}")
+        idx, got_absmax = out
+        if not isinstance(idx, torch.Tensor) or idx.shape != (64,):
+            raise _Fail(f"{what}: indices should be a tensor of shape (64,), got {getattr(idx, 'shape', type(idx))}")
+        got_absmax = torch.as_tensor(got_absmax).float().reshape(())
+        if got_absmax.item() != absmax.item():
+            hint = (" Take the largest absolute value (block.abs().max()), not the largest value."
+                    if got_absmax.item() == block.max().item() else "")
+            raise _Fail(f"{what}: absmax {got_absmax.item():.6g}, expected {absmax.item():.6g}.{hint}")
+        if idx.is_floating_point():
+            if torch.equal(idx.float(), code[want]):
+                raise _Fail(f"{what}: you returned the code values; return their indices (0..15) instead.")
+            raise _Fail(f"{what}: indices should be an integer tensor, got {idx.dtype}")
+        if torch.equal(idx.long(), want):
+            continue
+        if block.abs().max() == 0:
+            raise _Fail(f"{what}: absmax is 0, so guard the division: every value is then code 0.0, index "
+                        f"{int(want[0])}.")
+        scaled = block / absmax
+        mistakes = {
+            "pick the nearest code to the raw weight without dividing by absmax first":
+                torch.bucketize(block, midpoints),
+            "send a value exactly on a midpoint to the upper code (bitsandbytes keeps it on the lower "
+            "one: a value moves up only when it is strictly greater than the midpoint)":
+                torch.bucketize(scaled, midpoints, right=True),
+            "take the code with the smallest distance (argmin |x - code|): in float32 a value on a midpoint "
+            "can then land on the upper code; compare with the 15 midpoints instead, index = how many "
+            "midpoints lie strictly below the value":
+                (scaled[:, None] - code).abs().argmin(-1),
+            "divide by the largest value instead of the largest absolute value":
+                torch.bucketize(block / block.max(), midpoints),
+        }
+        got = idx.long()
+        wrong = int((got != want).sum())
+        for hint, alt in mistakes.items():
+            if torch.equal(got, alt):
+                raise _Fail(f"{what}: {wrong} of 64 indices differ. They match what you get if you {hint}.")
+        i = int((got != want).nonzero()[0])
+        raise _Fail(f"{what}: {wrong} of 64 indices differ; e.g. block[{i}] = {block[i].item():.6g} "
+                    f"(÷ absmax = {scaled[i].item():.6g}) should be index {int(want[i])} "
+                    f"(code {code[want[i]].item():+.4f}), you gave {int(got[i])}.")
+    return " on 4 blocks, including exact midpoints, a negative absmax and all zeros."

@@ -4,6 +4,7 @@
     qwqlearn doctor                                     is this environment ready for the course?
     qwqlearn progress                                   exercises done, per chapter
     qwqlearn student OUT_DIR                            student copies: solutions stubbed, outputs cleared
+    qwqlearn chat [--model DIR|HUB_ID] [--4bit]         chat with a reasoning model (TinyQwQ by default)
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def _student(args) -> int:
     return 0
 
 
+def _chat(args) -> int:
+    from qwqlearn.chatcli import main
+
+    return main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qwqlearn", description="The qwqlearn course toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("student", help="write student copies of every notebook (solutions -> stubs)")
     p.add_argument("out_dir")
     p.set_defaults(func=_student)
+    p = sub.add_parser("chat", help="chat with a reasoning model: thinking dimmed, /budget /wait /vote")
+    from qwqlearn.chatcli import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=_chat)
     return parser
 
 

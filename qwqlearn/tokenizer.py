@@ -6,7 +6,7 @@
     >>> tok.decode(ids)
     'Hello, 世界! 2025'
     >>> tok.pretty("Hello, 世界! 2025")
-    'Hello|,| 世界|!| |2|0|2|5'
+    'Hello|,| |世界|!| |2|0|2|5'
     >>> small = train_bpe("the cat sat on the mat " * 50, vocab_size=300, progress=False)
     >>> small.pretty("the cat sat")
     'the| cat| sat'
@@ -19,7 +19,7 @@ The pipeline, one small function per step:
 A token's *rank* is both its id and its merge priority (tiktoken's convention):
 encoding a pre-token starts from single bytes and keeps joining the adjacent
 pair whose joined bytes form the lowest-ranked token. Training (`train_bpe`)
-produces exactly such a table: token 256 + k is the k-th merge learned.
+produces exactly such a table: token 256 + k is the k-th token its merges made.
 
 Special tokens (`<|im_start|>`, `<think>`, ...) are never produced by merges.
 `encode` refuses their text unless told otherwise, like tiktoken:
@@ -36,8 +36,8 @@ import json
 import unicodedata
 from collections import Counter, defaultdict
 from functools import lru_cache
-from itertools import chain
 from importlib import resources
+from itertools import chain
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Literal, NamedTuple
 
@@ -45,7 +45,9 @@ import regex
 from tqdm.auto import tqdm
 
 # Qwen2's pre-tokenizer: GPT-4's pattern, except that every digit stands alone
-# (\p{N}, not \p{N}{1,3}), so numbers tokenize digit by digit.
+# (\p{N}, not \p{N}{1,3}), so numbers tokenize digit by digit. The `regex` module
+# follows the newest Unicode; characters assigned after the Rust engines' tables
+# (e.g. CJK Extension J, Unicode 17) can pre-tokenize differently from tiktoken/HF.
 PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
 # Qwen2.5 / QwQ-32B added tokens, numbered from 151643 in this order.
@@ -205,7 +207,8 @@ class Tokenizer:
     ) -> list[int]:
         """Text -> ids. Special-token text in `allowed_special` becomes its id; text of a
         special in `disallowed_special` ("all" = every one not allowed) raises ValueError;
-        any other special-token text is encoded as ordinary text."""
+        any other special-token text is encoded as ordinary text. The text between allowed
+        specials is NFC-normalised piece by piece, as Hugging Face's added tokens are."""
         allowed = self._special_set(allowed_special)
         disallowed = self._special_set(disallowed_special) - allowed
         for s in disallowed:
@@ -262,7 +265,7 @@ class Tokenizer:
         return [self.token_bytes(i).decode("utf-8", errors="backslashreplace") for i in ids]
 
     def pretty(self, text_or_ids: str | Iterable[int], sep: str = "|") -> str:
-        """The tokens joined by `sep`, e.g. 'Hello|,| 世界|!'."""
+        """The tokens joined by `sep`, e.g. 'Hello|,| |世界|!'."""
         return sep.join(self.pieces(text_or_ids))
 
     def pretty_html(self, text_or_ids: str | Iterable[int]) -> str:

@@ -115,8 +115,11 @@ def test_matches_tiktoken_and_hf(qwen, tik, hf_tokenizers, text):
     assert qwen.decode(special) == nfc(text) == hf_tokenizers.decode(special, skip_special_tokens=False)
 
 
+# Characters unassigned in this Python's Unicode tables are left out: `regex` knows
+# newer Unicode than tiktoken's Rust engine, so e.g. CJK Extension J (Unicode 17)
+# letters are letters to one and not the other.
 @settings(max_examples=300, deadline=None)
-@given(st.text())
+@given(st.text(st.characters(exclude_categories=("Cs", "Cn"))))
 def test_matches_tiktoken_on_any_text(qwen, tik, s):
     assert qwen.encode(s, disallowed_special=()) == tik.encode_ordinary(nfc(s))
 
