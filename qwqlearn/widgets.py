@@ -189,3 +189,89 @@ def token_explorer(tokenizer, text: str = "Hello, 世界! 12345 strawberry 🍓"
     box.observe(update, names="value")
     update()
     return w.VBox([box, summary, tokens])
+
+
+# -- chapter 08: does QwQ-32B fit on my GPU? ----------------------------------------------------
+#
+# gpu_fit_state is the callback (GPU size and context in, the planner's verdict out),
+# tested without a browser; gpu_fit_explorer wires it to two sliders.
+
+FIT_GROUPS = (("4-bit linear weights + scales", ("linear_weights", "quant_constants"), "tab:blue"),
+              ("embeddings, norms, biases (bf16)", ("embeddings", "norms_biases"), "tab:cyan"),
+              ("KV cache (bf16)", ("kv_cache",), "tab:orange"),
+              ("activations (prefill)", ("activations",), "tab:red"))
+
+
+def gpu_fit_state(gpu_gib: float, context: int, preset: str = "qwq-32b", batch: int = 1,
+                  reserve_gib: float = 1.0) -> dict:
+    """Everything the explorer shows: the NF4 plan per part (GiB), fits yes/no, headroom,
+    the longest context that fits, and quant.fit_report's text."""
+    from qwqlearn.config import QwenConfig
+    from qwqlearn.quant import fit_report, fits, max_context
+
+    config = QwenConfig.preset(preset)
+    fit = fits(config, gpu_gib, context, batch=batch, reserve_gib=reserve_gib)
+    parts = fit.plan.gib()
+    return {
+        "gpu_gib": gpu_gib, "context": context, "preset": preset, "reserve_gib": reserve_gib,
+        "fits": fit.fits, "headroom_gib": fit.headroom_gib, "total_gib": parts.pop("total"), "parts_gib": parts,
+        "max_context": max_context(config, gpu_gib, batch=batch, reserve_gib=reserve_gib),
+        "text": fit_report(gpu_gib, context, preset=preset, batch=batch, reserve_gib=reserve_gib),
+    }
+
+
+def draw_gpu_fit(ax, state: dict) -> None:
+    """One stacked bar of the plan, with the GPU's size (and the reserved part) marked."""
+    ax.clear()
+    left = 0.0
+    for label, parts, colour in FIT_GROUPS:
+        width = sum(state["parts_gib"][p] for p in parts)
+        ax.barh([0], [width], left=left, color=colour, label=f"{label}: {width:.1f} GiB")
+        left += width
+    ax.barh([0], [state["reserve_gib"]], left=left, color="0.75", hatch="//", label="CUDA context reserve")
+    ax.axvline(state["gpu_gib"], color="black", lw=2)
+    ax.text(state["gpu_gib"], 0.45, f" GPU {state['gpu_gib']:g} GiB", va="bottom", fontsize=9)
+    verdict = "fits" if state["fits"] else "does not fit"
+    ax.set_title(f"{state['preset']}, context {state['context']:,}: {verdict} "
+                 f"(longest that fits: {state['max_context']:,} tokens)", fontsize=10)
+    ax.set_xlim(0, max(state["gpu_gib"], left) * 1.12)
+    ax.set_ylim(-0.6, 1.0)
+    ax.set_yticks([])
+    ax.set_xlabel("GPU memory (GiB)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8, frameon=False)
+
+
+def gpu_fit_png(state: dict) -> bytes:
+    """draw_gpu_fit as PNG bytes (no pyplot, so nothing leaks into the notebook)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 2.6), dpi=80)
+    draw_gpu_fit(fig.add_subplot(), state)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def gpu_fit_explorer(gpu_gib: int = 24, context: int = 8192, preset: str = "qwq-32b"):
+    """Sliders for the GPU's memory and the context length; shows the plan, the verdict and a bar."""
+    import ipywidgets as w
+
+    style = {"description_width": "110px"}
+    layout = w.Layout(width="520px")
+    gib = w.IntSlider(value=gpu_gib, min=8, max=192, step=2, description="GPU memory (GiB)",
+                      style=style, layout=layout)
+    ctx = w.IntSlider(value=context, min=1024, max=40960, step=1024, description="context (tokens)",
+                      style=style, layout=layout)
+    text = w.HTML()
+    picture = w.Image(format="png", layout=w.Layout(width="600px"))
+
+    def update(_=None):
+        state = gpu_fit_state(gib.value, ctx.value, preset)
+        text.value = f"<pre>{html.escape(state['text'])}</pre>"
+        picture.value = gpu_fit_png(state)
+
+    for slider in (gib, ctx):
+        slider.observe(update, names="value")
+    update()
+    return w.VBox([gib, ctx, text, picture])
