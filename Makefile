@@ -20,7 +20,6 @@ export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TRANSFORMERS_VERBOSITY := error
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: setup lab test unit nbval student clean book browser
 
