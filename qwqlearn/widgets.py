@@ -235,10 +235,10 @@ def draw_gpu_fit(ax, state: dict) -> None:
     ax.set_title(f"{state['preset']}, context {state['context']:,}: {verdict} "
                  f"(longest that fits: {state['max_context']:,} tokens)", fontsize=10)
     ax.set_xlim(0, max(state["gpu_gib"], left) * 1.12)
-    ax.set_ylim(-0.6, 1.0)
+    ax.set_ylim(-0.5, 1.7)
     ax.set_yticks([])
     ax.set_xlabel("GPU memory (GiB)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8, frameon=False)
+    ax.legend(loc="upper left", ncol=3, fontsize=7.5, frameon=False)
 
 
 def gpu_fit_png(state: dict) -> bytes:
