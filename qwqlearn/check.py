@@ -265,14 +265,14 @@ def _addition_trace(a: int, b: int, ones_first: bool = True, carry: bool = True,
     width = max(len(str(a)), len(str(b)))
     da, db = ([(n // 10 ** i) % 10 for i in range(width)] for n in (a, b))
     order = range(width) if ones_first else range(width - 1, -1, -1)
-    lines, c, written = ["Add column by column, starting from the ones."], 0, {}
+    lines, c, so_far = ["Add column by column, starting from the ones."], 0, ""
     for i in order:
         s = da[i] + db[i] + c
-        lines.append(f"{PLACES[i]}: {da[i]} + {db[i]} + {c} = {s}, write {s % 10}, carry {s // 10}.")
-        written[i] = s % 10
+        so_far = str(s % 10) + so_far
+        lines.append(f"{PLACES[i]}: {da[i]} + {db[i]} + {c} = {s}, carry {s // 10}, so far {so_far}.")
         c = s // 10 if carry else 0
-    total = sum(d * 10 ** i for i, d in written.items()) + (c * 10 ** width if final_carry else 0)
-    lines.append(f"The last carry is {c}, so reading back gives {total}.")
+    total = int((str(c) if final_carry and c else "") + so_far)
+    lines.append(f"The last carry is {c}, so the sum is {total}.")
     lines.append(f"Check: {da[0]} + {db[0]} ends in {(da[0] + db[0]) % 10}, and so does {total}.")
     return lines
 
@@ -295,7 +295,7 @@ def addition_trace(fn: Callable) -> str:
         mistakes = {
             "start from the leftmost digit (the model reads ones first)": _addition_trace(a, b, ones_first=False),
             "forget to pass the carry on to the next column": _addition_trace(a, b, carry=False),
-            "forget the final carry when reading back the sum": _addition_trace(a, b, final_carry=False),
+            "forget the last carry in front of the sum": _addition_trace(a, b, final_carry=False),
         }
         for hint, wrong in mistakes.items():
             if got == wrong:

@@ -41,13 +41,40 @@ def test_held_out_problems_never_appear_in_training():
 def test_traces_are_correct_and_slips_are_repaired():
     p = data.make_addition(482, 937)
     think = data.completion(p, "think")
-    assert "8 + 3 + 0 = 11, write 1, carry 1." in think and "Wait" not in think
+    assert "\ntens 8+3=11, so 19\nhundreds 4+9+1=14, so 1419\n" in think and "Wait" not in think
     assert think.endswith("</think>\n\nThe answer is 1419.")
     slipped = data.completion(p, "reflect", random.Random(3), slip=True)
     assert ". Wait, that is wrong: " in slipped and slipped.endswith("The answer is 1419.")
     assert data.completion(p, "direct") == "</think>\n\nThe answer is 1419."
-    s = data.completion(data.make_count("strawberry", "r"), "think")
-    assert "s 0, t 0, r 1, a 1, w 1, b 1, e 1, r 2, r 3, y 3." in s and s.endswith("The answer is 3.")
+    # unequal lengths: the shorter operand is padded with zeros, the last carry leads the sum
+    assert data.addition_lines(5, 97)[1:3] == ["ones 5+7=12, so 2", "tens 0+9+1=10, so 102"]
+
+
+def test_count_trace_spells_the_tokens_the_model_sees():
+    pieces = [" st", "ra", "w", "b", "er", "ry"]
+    lines = data.count_lines("strawberry", "r", pieces)
+    assert lines[1:7] == [" st: s t", "ra: r=1 a", "w: w", "b: b", "er: e r=2", "ry: r=3 y"]
+    assert lines[-1] == "Check: the count went up 3 times, so 3 r's."
+    assert data.count_lines("kiwi", "z", [" k", "iwi"])[-1] == "Check: the count never went up, so 0 z's."
+    with pytest.raises(ValueError, match="do not spell"):
+        data.count_lines("strawberry", "r", [" st", "raw"])
+    slipped = data.count_lines("strawberry", "r", pieces, slip_at=3, wrong=2)
+    assert slipped[2] == "ra: r=1 a=2. Wait, that is wrong: a is not r, so a"
+    # the trace's token lines are the very tokens of the question's word
+    _, tok = tinyqwq.load()
+    q = data.make_count("strawberry", "r")
+    word_ids = tok.encode(" strawberry")
+    trace_ids = tok.encode(data.completion(q, "think"))
+    assert all(i in trace_ids for i in word_ids)
+
+
+def test_injected_prefix_ends_in_the_wrong_number():
+    rng = random.Random(0)
+    for p in [*data.problems("add3", 20), *data.problems("count", 20)]:
+        prefix = data.injected_prefix(p, rng)
+        assert "Wait" not in prefix and prefix[-1].isdigit()
+        full = data.completion(p, "think")
+        assert not full.startswith(prefix)  # the prefix really holds a wrong step
 
 
 def test_check_scores_final_answers():
@@ -122,8 +149,6 @@ def test_shipped_model_adds_held_out_numbers():
 @needs_checkpoint
 def test_answer_on_canonical_questions():
     text, value = tinyqwq.answer("What is 482 + 937?")
-    assert text.startswith("Add column by column") and isinstance(value, int)
+    assert text.startswith("Add the columns") and value == 1419
     text, value = tinyqwq.answer("How many r's are in strawberry?", mode="reflect")
-    # The shipped checkpoint spells the word before counting; it does not always spell it
-    # right (it writes "strawerbry"), which the README reports as a known miss.
-    assert text.startswith("Spell ") and "count the r's" in text and isinstance(value, int)
+    assert text.startswith("Count the r's, token by token:\n") and value == 3

@@ -10,15 +10,26 @@ famously awkward for language models:
     >>> p.question, p.answer
     ('What is 482 + 937?', 1419)
     >>> print(completion(p, variant="reflect", slip=True, rng=random.Random(0)))
-    Add column by column, starting from the ones.
-    ones: 2 + 7 + 0 = 9, write 9, carry 0.
-    tens: 8 + 3 + 0 = 12. Wait, that is wrong: 8 + 3 + 0 = 11, write 1, carry 1.
-    hundreds: 4 + 9 + 1 = 14, write 4, carry 1.
-    The last carry is 1, so reading back gives 1419.
-    Check: 2 + 7 ends in 9, and so does 1419.
+    Add the columns, starting from the ones:
+    ones 2+7=9, so 9
+    tens 8+3=12. Wait, that is wrong: 8+3=11, so 19
+    hundreds 4+9+1=14, so 1419
+    Check: 2+7 ends in 9, and so does 1419.
     </think>
     <BLANKLINE>
     The answer is 1419.
+    >>> print(completion(make_count("strawberry", "r"), variant="think"))
+    Count the r's, token by token:
+     st: s t
+    ra: r=1 a
+    w: w
+    b: b
+    er: e r=2
+    ry: r=3 y
+    Check: the count went up 3 times, so 3 r's.
+    </think>
+    <BLANKLINE>
+    The answer is 3.
 
 Every training example is a ChatML conversation: the prompt is exactly what
 inference uses (`format_chat(..., template="qwq-32b")`, which ends in
@@ -27,7 +38,7 @@ assistant turn:
 
     direct    </think>\\n\\nThe answer is 1419.
     think     <trace>\\n</think>\\n\\nThe answer is 1419.
-    reflect   the same trace, but in about a quarter of the examples one step
+    reflect   the same trace, but in half of the examples one step
               is deliberately wrong and the next words are "Wait, that is wrong:"
               followed by the corrected step (retry data, as in Physics of
               Language Models 2.2; the wrong tokens are trained on too).
@@ -47,10 +58,12 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 FAMILIES = ("add3", "add4", "count")
 TEST_PERCENT = 10          # share of addition pairs / words kept for evaluation only
-SLIP_RATE = 0.25           # share of "reflect" training examples with one deliberate slip
+SLIP_RATE = 0.5            # share of "reflect" training examples with one deliberate slip
 ANSWER_RE = re.compile(r"The answer is (-?\d+)\.")
 MAX_DIGITS = 4             # the longest operand the model was trained on
 MAX_WORD = 14              # the longest word it was trained on
@@ -108,8 +121,11 @@ beautiful wonderful terrible possible difficult excellent necessary occasion emb
 accommodate millennium parallel cinnamon broccoli spaghetti zucchini vanilla chocolate
 """.split()
 
-_ONSETS = ["b", "br", "c", "ch", "d", "dr", "f", "fl", "g", "gr", "h", "j", "k", "l", "m", "n",
-           "p", "pl", "qu", "r", "s", "sh", "sk", "sl", "sp", "st", "str", "t", "th", "tr", "v", "w", "z"]
+# "" lets a syllable, and so a word, start with a vowel: without it no made-up
+# word would begin with a, e, i, o or y, and those first tokens would stay untrained.
+_ONSETS = ["", "", "", "b", "br", "c", "ch", "cr", "d", "dr", "f", "fl", "g", "gl", "gr", "h", "j", "k",
+           "l", "m", "n", "p", "pl", "pr", "qu", "r", "s", "sc", "sh", "sk", "sl", "sp", "st", "str", "t",
+           "th", "tr", "v", "w", "wh", "y", "z"]
 _VOWELS = ["a", "e", "i", "o", "u", "a", "e", "i", "o", "ee", "oo", "ai", "ou", "y"]
 _CODAS = ["", "", "", "n", "r", "s", "t", "l", "m", "ck", "ng", "rr", "ss", "x", "p"]
 
@@ -124,9 +140,9 @@ def pseudo_word(rng: random.Random) -> str:
 
 
 def random_word(rng: random.Random, split: str) -> str:
-    """A word from the given split: a real word a fifth of the time, else a pseudo-word."""
+    """A word from the given split: a real word 30% of the time, else a pseudo-word."""
     while True:
-        word = rng.choice(REAL_WORDS) if rng.random() < 0.2 else pseudo_word(rng)
+        word = rng.choice(REAL_WORDS) if rng.random() < 0.3 else pseudo_word(rng)
         if split_of_word(word) == split:
             return word
 
@@ -182,8 +198,10 @@ def _number(rng: random.Random, digits: int) -> int:
 def _sample(family: str, rng: random.Random, split: str, paraphrase: bool) -> Problem:
     if family in ("add3", "add4", "add"):
         while True:
-            if family == "add":  # training mixes every operand length up to MAX_DIGITS
-                na, nb = (rng.choices([1, 2, 3, 4], weights=[1, 2, 4, 4])[0] for _ in range(2))
+            if family == "add" and rng.random() < 0.3:  # any operand lengths up to MAX_DIGITS
+                na, nb = (rng.randint(1, MAX_DIGITS) for _ in range(2))
+            elif family == "add":  # mostly the evaluated shapes, 3+3 and 4+4 digits
+                na = nb = rng.choice([3, 3, 4])
             else:
                 na = nb = int(family[-1])
             a, b = _number(rng, na), _number(rng, nb)
@@ -227,6 +245,11 @@ def problems(family: str, n: int, seed: int = 0, split: str = "test",
 # -- traces ----------------------------------------------------------------------------------
 # A trace is a list of steps, one per line. Each helper returns the lines; a slip
 # is one wrong step, "Wait, that is wrong:" and the corrected step, all kept in the loss.
+#
+# The traces are shaped for a model of a million parameters: every number it
+# writes depends on a few tokens it can find by a simple look-up (the digits
+# of one column, the line above, the token it is spelling), never on a long
+# chain of positions it would have to count.
 
 def _digits(n: int, width: int) -> list[int]:
     """Digits of n from the right (ones first), padded with zeros to width."""
@@ -245,66 +268,122 @@ PLACES = ["ones", "tens", "hundreds", "thousands"]
 
 
 def addition_lines(a: int, b: int, slip_at: int | None = None, wrong: int | None = None) -> list[str]:
-    """Column addition, ones first: `tens: 8 + 3 + 0 = 11, write 1, carry 1.` per column.
+    """Column addition, ones first, one line per column with the digits found so far:
 
-    With slip_at=i, column i first gets the wrong sum, then "Wait" and the correct step.
+        Add the columns, starting from the ones:
+        ones 2+7=9, so 9
+        tens 8+3=11, so 19
+        hundreds 4+9+1=14, so 1419
+        Check: 2+7 ends in 9, and so does 1419.
+
+    A carry shows up as "+1" in the next column. "so" puts the column's digit (the
+    sum's last) in front of the line above's, and the last column writes its
+    whole sum, so the answer is a copy of the last line, not a read-back of
+    digits scattered over the trace. With slip_at=i, column i first gets the
+    wrong sum, then "Wait, that is wrong:" and the correct step.
     """
     width = max(len(str(a)), len(str(b)))
     da, db = _digits(a, width), _digits(b, width)
     # No copy of the numbers first: starting from the ones means every digit the
-    # model needs sits at a fixed distance before the " +" or the "?" of the question,
-    # an easy look-up for attention (copying from the left needs the numbers' lengths).
-    lines = ["Add column by column, starting from the ones."]
-    carry = 0
+    # model needs sits at a fixed distance before the "+" or the "?" of the question.
+    lines = ["Add the columns, starting from the ones:"]
+    carry, so_far = 0, ""
     for i in range(width):
         s = da[i] + db[i] + carry
-        step = f"{da[i]} + {db[i]} + {carry} = "
-        good = f"{step}{s}, write {s % 10}, carry {s // 10}."
+        so_far = (str(s) if i == width - 1 else str(s % 10)) + so_far
+        step = f"{da[i]}+{db[i]}" + ("+1" if carry else "") + "="
+        good = f"{step}{s}, so {so_far}"
         if i == slip_at:
-            lines.append(f"{PLACES[i]}: {step}{wrong}. Wait, that is wrong: {good}")
+            lines.append(f"{PLACES[i]} {step}{wrong}. Wait, that is wrong: {good}")
         else:
-            lines.append(f"{PLACES[i]}: {good}")
+            lines.append(f"{PLACES[i]} {good}")
         carry = s // 10
-    total = a + b
-    lines.append(f"The last carry is {carry}, so reading back gives {total}.")
-    lines.append(f"Check: {da[0]} + {db[0]} ends in {(da[0] + db[0]) % 10}, and so does {total}.")
+    lines.append(f"Check: {da[0]}+{db[0]} ends in {(da[0] + db[0]) % 10}, and so does {a + b}.")
     return lines
 
 
-def count_lines(word: str, letter: str, slip_at: int | None = None) -> list[str]:
-    """Spell the word with a running count: `s 0, t 0, r 1, a 1, ...`.
+def word_pieces(word: str, tokenizer=None) -> list[str]:
+    """The tokens the model sees for a word in a question, as text: 'strawberry' ->
+    [' st', 'ra', 'w', 'b', 'er', 'ry'] with TinyQwQ's tokenizer (the shipped one by default)."""
+    tokenizer = tokenizer or _shipped_tokenizer()
+    return [tokenizer.decode([i]) for i in tokenizer.encode(" " + word)]
 
-    With slip_at=i, letter i first gets the wrong count (a match missed, or a
-    non-match counted), then "Wait, that is wrong:" and the right count.
+
+@lru_cache(maxsize=1)
+def _shipped_tokenizer():
+    from qwqlearn.tokenizer import Tokenizer
+
+    return Tokenizer.from_pretrained(Path(__file__).parent / "checkpoint")
+
+
+def count_lines(word: str, letter: str, pieces: list[str] | None = None,
+                slip_at: int | None = None, wrong: int | None = None) -> list[str]:
+    """Count a letter token by token: one line per token of the word, spelled,
+    with the running count after each match:
+
+        Count the r's, token by token:
+         st: s t
+        ra: r=1 a
+        w: w
+        b: b
+        er: e r=2
+        ry: r=3 y
+        Check: the count went up 3 times, so 3 r's.
+
+    This is the strawberry problem made explicit: the model never sees the
+    letters of "strawberry", only its tokens, so it first writes down the token
+    it is on (a copy of the question's token) and then spells that one token.
+    With slip_at=i, the i-th letter first gets the wrong count `wrong`, then
+    "Wait, that is wrong:" and the right one.
     """
-    items, count = [], 0
-    for i, ch in enumerate(word):
-        hit = ch == letter
-        count += hit
-        if i == slip_at:
-            wrong = count - 1 if hit else count + 1
-            why = f"{ch} is {letter}" if hit else f"{ch} is not {letter}"
-            items.append(f"{ch} {wrong}. Wait, that is wrong: {why}, so {ch} {count}")
-        else:
-            items.append(f"{ch} {count}")
-    lines = [f"Spell {word} and count the {letter}'s: " + ", ".join(items) + "."]
-    times = "time" if count == 1 else "times"
-    lines.append(f"Check: the count went up {count} {times}, so {word} has {count} {letter}'s.")
+    pieces = pieces if pieces is not None else word_pieces(word)
+    if "".join(pieces).strip() != word:
+        raise ValueError(f"pieces {pieces} do not spell {word!r}")
+    # The word itself is not copied out first: one copy fewer to get wrong. Each
+    # line copies the next token straight from the question.
+    lines, count, i = [f"Count the {letter}'s, token by token:"], 0, 0
+    for piece in pieces:
+        items = []
+        for ch in piece.strip():
+            hit = ch == letter
+            count += hit
+            item = f"{ch}={count}" if hit else ch
+            if i == slip_at:
+                fix = item if hit else f"{ch} is not {letter}, so {ch}"
+                item = f"{ch}={wrong}. Wait, that is wrong: {fix}"
+            items.append(item)
+            i += 1
+        lines.append(f"{piece}: " + " ".join(items))
+    went_up = f"went up {count} time{'s' if count != 1 else ''}" if count else "never went up"
+    lines.append(f"Check: the count {went_up}, so {count} {letter}'s.")
     return lines
 
 
-def trace_lines(p: Problem, rng: random.Random | None = None, slip: bool = False) -> list[str]:
-    """The thinking steps for a problem; with slip=True, one random step is wrong and then corrected."""
+def _count_slip(word: str, letter: str, i: int, rng: random.Random) -> int:
+    """A wrong running count at letter i: off by one at a match, a match invented elsewhere."""
+    count = word[: i + 1].count(letter)
+    if word[i] != letter:
+        return count + 1
+    return count + 1 if count == 1 or rng.random() < 0.5 else count - 1
+
+
+def trace_lines(p: Problem, rng: random.Random | None = None, slip: bool = False,
+                tokenizer=None) -> list[str]:
+    """The thinking steps for a problem; with slip=True, one random step is wrong and then corrected.
+
+    tokenizer splits a counted word into the pieces the model sees (the shipped one by default)."""
     rng = rng or random.Random(0)
     if p.word is not None:
+        pieces = word_pieces(p.word, tokenizer)
         if not slip:
-            return count_lines(p.word, p.letter)
-        return count_lines(p.word, p.letter, slip_at=rng.randrange(len(p.word)))
+            return count_lines(p.word, p.letter, pieces)
+        i = rng.randrange(len(p.word))
+        return count_lines(p.word, p.letter, pieces, slip_at=i, wrong=_count_slip(p.word, p.letter, i, rng))
     if not slip:
         return addition_lines(p.a, p.b)
     width = max(len(str(p.a)), len(str(p.b)))
     i = rng.randrange(width)
-    true = _digits(p.a, width)[i] + _digits(p.b, width)[i] + (_carry_into(p.a, p.b, i))
+    true = _digits(p.a, width)[i] + _digits(p.b, width)[i] + _carry_into(p.a, p.b, i)
     return addition_lines(p.a, p.b, slip_at=i, wrong=_wrong_value(true, rng))
 
 
@@ -319,7 +398,7 @@ def final_answer(p: Problem) -> str:
 
 
 def completion(p: Problem, variant: str = "reflect", rng: random.Random | None = None,
-               slip: bool | None = None) -> str:
+               slip: bool | None = None, tokenizer=None) -> str:
     """The assistant text after the prompt's `<think>\\n`, without the closing <|im_end|>.
 
     variant: "direct" (no trace), "think" (a clean trace), "reflect" (a trace that,
@@ -332,7 +411,7 @@ def completion(p: Problem, variant: str = "reflect", rng: random.Random | None =
         raise ValueError(f"unknown variant {variant!r}; choose direct, think or reflect")
     if slip is None:
         slip = variant == "reflect" and rng.random() < SLIP_RATE
-    return "\n".join(trace_lines(p, rng, slip)) + "\n</think>\n\n" + final_answer(p)
+    return "\n".join(trace_lines(p, rng, slip, tokenizer)) + "\n</think>\n\n" + final_answer(p)
 
 
 # -- prompts and scoring ---------------------------------------------------------------------
@@ -358,7 +437,7 @@ def check(problem: Problem, text: str) -> bool:
 
 # -- error injection: a trace prefix with a wrong step, for the repair probe -----------------
 
-def injected_prefix(p: Problem, rng: random.Random) -> str:
+def injected_prefix(p: Problem, rng: random.Random, tokenizer=None) -> str:
     """The start of a clean trace, cut right after a deliberately wrong number.
 
     The model continues from here; a model that learned to reflect says "Wait"
@@ -367,11 +446,14 @@ def injected_prefix(p: Problem, rng: random.Random) -> str:
     """
     if p.word is not None:
         i = rng.randrange(1, len(p.word)) if len(p.word) > 1 else 0
-        full = count_lines(p.word, p.letter, slip_at=i)[0]
-        return full[: full.index(". Wait")]
-    width = max(len(str(p.a)), len(str(p.b)))
-    i = rng.randrange(1, width) if width > 1 else 0
-    true = _digits(p.a, width)[i] + _digits(p.b, width)[i] + _carry_into(p.a, p.b, i)
-    lines = addition_lines(p.a, p.b, slip_at=i, wrong=_wrong_value(true, rng))
+        wrong = _count_slip(p.word, p.letter, i, rng)
+        lines = count_lines(p.word, p.letter, word_pieces(p.word, tokenizer), slip_at=i, wrong=wrong)
+        marker = f"={wrong}. Wait"
+    else:
+        width = max(len(str(p.a)), len(str(p.b)))
+        i = rng.randrange(1, width) if width > 1 else 0
+        true = _digits(p.a, width)[i] + _digits(p.b, width)[i] + _carry_into(p.a, p.b, i)
+        lines = addition_lines(p.a, p.b, slip_at=i, wrong=_wrong_value(true, rng))
+        marker = ". Wait"
     text = "\n".join(lines)
-    return text[: text.index(". Wait")]
+    return text[: text.index(marker) + len(marker) - len(". Wait")]

@@ -1,6 +1,6 @@
 """Train TinyQwQ from scratch on a CPU: tokenizer, model, data, one AdamW loop.
 
-    python -m qwqlearn.tinyqwq.train                      # the shipped "reflect" model, ~10 min on 2 cores
+    python -m qwqlearn.tinyqwq.train                      # the shipped "reflect" model, ~12 min on 2 cores
     python -m qwqlearn.tinyqwq.train --quick              # ~1 minute, for the notebook and CI
     python -m qwqlearn.tinyqwq.train --variant direct     # same budget, answers without thinking
     python -m qwqlearn.tinyqwq.train --variant think      # same budget, traces without "Wait"
@@ -57,21 +57,21 @@ class Recipe:
     hidden_size: int = 128
     intermediate_size: int = 384
     num_layers: int = 4
-    num_heads: int = 4
+    num_heads: int = 8
     num_kv_heads: int = 2
     context: int = 512            # max_position_embeddings
-    batch_rows: int = 16          # examples per step (about 2,000 tokens)
-    steps: int = 3600
+    batch_rows: int = 32          # examples per step (about 3,000 tokens)
+    steps: int = 2700
     lr: float = 6e-3
     min_lr_ratio: float = 0.1
     warmup: int = 100
     weight_decay: float = 0.1
-    checkpoints: int = 6          # intermediate checkpoints written to runs/
+    checkpoints: int = 12         # intermediate checkpoints written to runs/
 
     @classmethod
     def quick(cls, variant: str = "reflect") -> "Recipe":
         """About a minute: enough for the traces' shape, not for accuracy."""
-        return cls(variant=variant, steps=400, warmup=40, checkpoints=2)
+        return cls(variant=variant, steps=200, warmup=20, checkpoints=4)
 
 
 def model_config(r: Recipe, tokenizer) -> QwenConfig:
@@ -92,14 +92,20 @@ def tokenizer_corpus(seed: int = 0, n: int = 3000) -> str:
 
     The same corpus for every variant, so all three models share one tokenizer.
     Only training-split problems are used (no held-out word shapes the vocabulary).
+    The counting traces spell words token by token, but the tokens do not exist
+    yet: here they are written letter by letter (a byte-level tokenizer's pieces).
     """
+    from qwqlearn.tokenizer import Tokenizer
+
+    letters = Tokenizer({bytes([b]): b for b in range(256)})
     rng = random.Random(f"tokenizer:{seed}")
     parts = []
     for i in range(n):
         family = "count" if i % 2 else "add"
         p = next(data.problems(family, 1, seed=rng.randrange(10**9), split="train", paraphrase=True))
         variant = ("direct", "think", "reflect")[i % 3]
-        parts.append(data.prompt_text(p) + data.completion(p, variant, rng) + "<|im_end|>")
+        parts.append(data.prompt_text(p.question) + data.completion(p, variant, rng, tokenizer=letters)
+                     + "<|im_end|>")
     return "\n".join(parts)
 
 
@@ -120,16 +126,15 @@ def encode_example(tokenizer, p: data.Problem, variant: str, rng: random.Random)
     where the prompt is encoded and the rest is generated token by token.
     """
     prompt = tokenizer.encode(data.prompt_text(p.question), allowed_special="all")
-    answer = tokenizer.encode(data.completion(p, variant, rng), allowed_special="all") + [tokenizer.special_tokens["<|im_end|>"]]
+    answer = tokenizer.encode(data.completion(p, variant, rng, tokenizer=tokenizer), allowed_special="all") + [tokenizer.special_tokens["<|im_end|>"]]
     return prompt + answer, [0] * len(prompt) + [1] * len(answer)
 
 
 def example_stream(tokenizer, variant: str, seed: int):
-    """Endless training examples: 45% additions (every operand length), 55% letter counts
-    (counting is learned later than adding, so it gets a little more of the budget)."""
+    """Endless training examples, half additions, half letter counts."""
     rng = random.Random(f"train:{variant}:{seed}")
     while True:
-        family = "add" if rng.random() < 0.45 else "count"
+        family = "add" if rng.random() < 0.5 else "count"
         p = next(data.problems(family, 1, seed=rng.randrange(10**9), split="train", paraphrase=True))
         yield encode_example(tokenizer, p, variant, rng)
 
@@ -226,7 +231,7 @@ def train(r: Recipe, run_dir: Path = Path("runs/tinyqwq-reflect"), out: Path | N
           f"{r.steps} steps x {r.batch_rows} examples (tokenizer took {time.perf_counter() - t0:.0f}s)")
 
     bar = tqdm(range(r.steps), desc=f"train {r.variant}", disable=not progress, mininterval=1.0)
-    seen_tokens, t_loop, smooth = 0, time.perf_counter(), None
+    seen_tokens, t_loop, smooth, history = 0, time.perf_counter(), None, []
     for step in bar:
         inputs, targets, mask = next(batches)
         for group in optimizer.param_groups:
@@ -247,6 +252,7 @@ def train(r: Recipe, run_dir: Path = Path("runs/tinyqwq-reflect"), out: Path | N
             path = run_dir / f"step-{step + 1:05d}"
             save_checkpoint(model, tokenizer, path, {"step": step + 1, "loss": round(smooth, 4)})
             acc = quick_accuracy(model, tokenizer)
+            history.append({"step": step + 1, "loss": round(smooth, 4), **acc})
             bar.write(f"step {step + 1:5d}  loss {smooth:.3f}  held-out: " +
                       "  ".join(f"{k} {v:.0%}" for k, v in acc.items()) + f"  -> {path}")
             model.train()
@@ -254,7 +260,7 @@ def train(r: Recipe, run_dir: Path = Path("runs/tinyqwq-reflect"), out: Path | N
     seconds = time.perf_counter() - t0
     model.eval()
     meta = {"variant": r.variant, "seed": r.seed, "steps": r.steps, "tokens": seen_tokens,
-            "train_seconds": round(seconds), "final_loss": round(smooth, 4)}
+            "train_seconds": round(seconds), "final_loss": round(smooth, 4), "history": history}
     if out is not None:
         save_checkpoint(model, tokenizer, out, meta)
         print(f"wrote {out}")
@@ -262,7 +268,7 @@ def train(r: Recipe, run_dir: Path = Path("runs/tinyqwq-reflect"), out: Path | N
     return model, tokenizer, seconds
 
 
-def quick_accuracy(model, tokenizer, n: int = 16) -> dict[str, float]:
+def quick_accuracy(model, tokenizer, n: int = 32) -> dict[str, float]:
     """Greedy accuracy on a few held-out problems per family: a pulse, not the evaluation."""
     from qwqlearn.tinyqwq.evaluate import solve
 
