@@ -408,7 +408,7 @@ def _make_bnb_layer(linear, blocksize, double_quant, compute_dtype):
     layer = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
                               compute_dtype=compute_dtype, compress_statistics=double_quant,
                               quant_type="nf4", device="meta")
-    weight = bnb.nn.Params4bit(linear.weight.detach().clone(), requires_grad=False, blocksize=blocksize,
+    weight = bnb.nn.Params4bit(linear.weight.detach().contiguous().clone(), requires_grad=False, blocksize=blocksize,
                                compress_statistics=double_quant, quant_type="nf4", module=layer)
     layer.weight = weight.to(linear.weight.device)  # .to(a real device) is where bnb quantises
     if linear.bias is not None:

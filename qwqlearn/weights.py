@@ -114,6 +114,8 @@ def _build(config: QwenConfig, sd: dict, dtype=None, device="cpu") -> QwenForCau
     model.load_state_dict(sd, strict=True, assign=True)
     if config.tie_word_embeddings:
         model.lm_head.weight = model.embed_tokens.weight  # assign=True replaced the shared Parameter
+    if torch.device(device).type == "cpu":
+        model.use_column_major_tall_weights()
     return model.eval()
 
 

@@ -44,6 +44,18 @@ def test_save_pretrained_loads_in_transformers(name, tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_loaded_tall_matrices_are_column_major_and_still_equal(hf_checkpoint):
+    ours = load_pretrained(hf_checkpoint)
+    gate_up = ours.layers[0].mlp.gate_up_proj.weight            # [2 * intermediate, hidden]: tall
+    down = ours.layers[0].mlp.down_proj.weight                  # [hidden, intermediate]: wide
+    assert gate_up.stride() == (1, gate_up.shape[0]) and down.is_contiguous()
+    ref = AutoModelForCausalLM.from_pretrained(hf_checkpoint)
+    assert torch.equal(gate_up, torch.cat([ref.model.layers[0].mlp.gate_proj.weight,
+                                           ref.model.layers[0].mlp.up_proj.weight]))
+    tied = from_hf(make_hf(QwenConfig(**CONFIGS["mha_tied"]), seed=3))
+    assert tied.lm_head.weight is tied.embed_tokens.weight       # still one shared matrix
+
+
 def test_bf16_load(hf_checkpoint):
     model = load_pretrained(hf_checkpoint, dtype=torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}

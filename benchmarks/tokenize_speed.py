@@ -1,6 +1,6 @@
 """Tokenizer speed: qwqlearn (pure Python) vs tiktoken vs Hugging Face `tokenizers`.
 
-    python benchmarks/tokenize.py [--repeat 5]
+    python benchmarks/tokenize_speed.py [--repeat 5]
 
 Two corpora, both local and deterministic: ~2 MB of Python standard-library
 source (the running interpreter's own .py files) and ~0.5 MB of multilingual
@@ -11,26 +11,19 @@ cache (and, for comparison, with the cache warm). Also times train_bpe on 1 MB
 with 1,000 merges.
 """
 
-import sys
+import argparse
+import random
+import sysconfig
+import time
+import unicodedata
 from pathlib import Path
+from importlib import resources
 
-# This file is named tokenize.py, like a stdlib module that logging (and so tiktoken,
-# transformers) imports: run as a script, its folder must not shadow the stdlib.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
+import tiktoken
+from tokenizers import normalizers
+from transformers.convert_slow_tokenizer import TikTokenConverter
 
-import argparse  # noqa: E402
-import random  # noqa: E402
-import sysconfig  # noqa: E402
-import time  # noqa: E402
-import unicodedata  # noqa: E402
-from importlib import resources  # noqa: E402
-
-import tiktoken  # noqa: E402
-from tokenizers import normalizers  # noqa: E402
-from transformers.convert_slow_tokenizer import TikTokenConverter  # noqa: E402
-
-from qwqlearn.tokenizer import PATTERN, QWEN_SPECIAL_TOKENS, Tokenizer, train_bpe  # noqa: E402
+from qwqlearn.tokenizer import PATTERN, QWEN_SPECIAL_TOKENS, Tokenizer, train_bpe
 
 MULTILINGUAL_SAMPLE = """\
 The quick brown fox jumps over the lazy dog, and 42 other animals watched in 2024.
