@@ -259,21 +259,19 @@ def top_p_filter(fn: Callable) -> str:
 
 def _addition_trace(a: int, b: int, ones_first: bool = True, carry: bool = True,
                     final_carry: bool = True) -> list[str]:
-    """tinyqwq.data.addition_lines without a slip, or one of its classic mistakes."""
+    """tinyqwq.data.addition_lines without a slip, or with one of its classic mistakes."""
     from qwqlearn.tinyqwq.data import PLACES
 
     width = max(len(str(a)), len(str(b)))
     da, db = ([(n // 10 ** i) % 10 for i in range(width)] for n in (a, b))
-    order = range(width) if ones_first else range(width - 1, -1, -1)
-    lines, c, so_far = ["Add column by column, starting from the ones."], 0, ""
+    order = list(range(width)) if ones_first else list(range(width - 1, -1, -1))
+    lines, c, so_far = ["Add the columns, starting from the ones:"], 0, ""
     for i in order:
         s = da[i] + db[i] + c
-        so_far = str(s % 10) + so_far
-        lines.append(f"{PLACES[i]}: {da[i]} + {db[i]} + {c} = {s}, carry {s // 10}, so far {so_far}.")
+        so_far = (str(s) if i == order[-1] and final_carry else str(s % 10)) + so_far
+        lines.append(f"{PLACES[i]} {da[i]}+{db[i]}{'+1' if c else ''}={s}, so {so_far}")
         c = s // 10 if carry else 0
-    total = int((str(c) if final_carry and c else "") + so_far)
-    lines.append(f"The last carry is {c}, so the sum is {total}.")
-    lines.append(f"Check: {da[0]} + {db[0]} ends in {(da[0] + db[0]) % 10}, and so does {total}.")
+    lines.append(f"Check: {da[0]}+{db[0]} ends in {(da[0] + db[0]) % 10}, and so does {int(so_far)}.")
     return lines
 
 

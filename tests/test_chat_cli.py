@@ -22,7 +22,7 @@ def test_a_question_on_tinyqwq():
     assert run.returncode == 0, run.stderr
     out = run.stdout
     assert "> What is 12 + 34?" in out
-    assert out.index("[thinking]\nAdd column by column") < out.index("[answer]\nThe answer is ")
+    assert out.index("[thinking]\nAdd the columns") < out.index("[answer]\nThe answer is ")
     assert "tokens/s, stopped: eos)" in out
     assert "\x1b[" not in out  # no colour codes when stdout is a pipe
     assert "TinyQwQ" in run.stderr and "Traceback" not in run.stderr

@@ -311,7 +311,7 @@ def test_ask_on_tinyqwq_matches_generate(tiny):
     p = next(data.problems("add3", 1))
     r = ask(model, tok, p.question)
     assert r.text == solve(model, tok, [p])[0]  # our decode loop == generate(), token for token
-    assert r.stopped_because == "eos" and r.thinking.startswith("Add column by column")
+    assert r.stopped_because == "eos" and r.thinking.startswith("Add the columns, starting from the ones:")
     assert r.answer.startswith("The answer is ") and r.final_answer == str(extract_answer(r.answer))
 
 

@@ -64,7 +64,7 @@ def test_count_trace_spells_the_tokens_the_model_sees():
     _, tok = tinyqwq.load()
     q = data.make_count("strawberry", "r")
     word_ids = tok.encode(" strawberry")
-    trace_ids = tok.encode(data.completion(q, "think"))
+    trace_ids = tok.encode("\n".join(data.count_lines(q.word, q.letter)))
     assert all(i in trace_ids for i in word_ids)
 
 
