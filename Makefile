@@ -21,7 +21,7 @@ export TRANSFORMERS_VERBOSITY := error
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: setup lab test unit nbval student clean book browser
+.PHONY: setup lab test unit nbval notebooks student clean book browser
 
 setup: $(STAMP)
 
@@ -42,6 +42,13 @@ unit: setup
 
 nbval: setup
 	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks
+
+# Re-run chapters in place, outputs saved (what nbval then compares), widget state
+# left out so GitHub renders them: after a change to qwqlearn/, `make notebooks NB=notebooks/04_*.ipynb`.
+NB ?= notebooks/[0-9][0-9]_*.ipynb
+notebooks: setup
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
+	  --ExecutePreprocessor.store_widget_state=False --ExecutePreprocessor.record_timing=False $(NB)
 
 # One pytest run: unit tests, then every notebook under strict nbval.
 test: setup browser
