@@ -116,7 +116,7 @@ def notebooks(site) -> list[Path]:
 @pytest.fixture(scope="module")
 def loaded(chromium, server, notebooks, tmp_path_factory) -> dict[str, tuple[bs4.BeautifulSoup, list[str]]]:
     """URL -> (the DOM Chromium built for it, its console errors): home and every chapter."""
-    urls = [server + "intro.html"] + [chapter_url(server, nb) for nb in notebooks]
+    urls = site_order(server, notebooks)
     profiles = tmp_path_factory.mktemp("chromium")
 
     def dump(job):
@@ -141,6 +141,11 @@ def pages(loaded) -> dict[str, bs4.BeautifulSoup]:
 
 def chapter_url(server: str, nb: Path) -> str:
     return f"{server}notebooks/{nb.stem}.html"
+
+
+def site_order(server: str, notebooks: list[Path]) -> list[str]:
+    """Every page in reading order: home, the chapters, then the instructor's guide."""
+    return [server + "intro.html"] + [chapter_url(server, nb) for nb in notebooks] + [server + "docs/instructor.html"]
 
 
 def words(text: str) -> list[str]:
@@ -292,14 +297,13 @@ def test_no_raw_markdown(pages):
 
 
 def test_home_page_and_sidebar_reach_every_chapter_in_order(pages, server, notebooks):
-    home = server + "intro.html"
-    chapters = [chapter_url(server, nb) for nb in notebooks]
+    home, *chapters = site_order(server, notebooks)    # chapters here: every page after home
     status, index = fetch(server + "index.html")
     assert status == 200 and b"intro.html" in index, "index.html does not lead to the home page"
 
     dom = pages[home]
     toc = [urljoin(home, a["href"]) for a in article(dom).select(".toctree-wrapper a.reference.internal")]
-    assert [urldefrag(u)[0] for u in toc] == chapters, "the home page's chapter list"
+    assert [urldefrag(u)[0] for u in toc] == chapters, "the home page's chapter list, then the guide"
     for url, page in pages.items():
         assert sidebar_targets(page, url) == [home] + chapters, f"sidebar of {url}"
     for url in chapters:
@@ -308,7 +312,7 @@ def test_home_page_and_sidebar_reach_every_chapter_in_order(pages, server, noteb
 
 
 def test_next_and_previous_links_chain_the_chapters(pages, server, notebooks):
-    order = [server + "intro.html"] + [chapter_url(server, nb) for nb in notebooks]
+    order = site_order(server, notebooks)
     for i, url in enumerate(order):
         prev, nxt = prev_next(pages[url], url)
         assert prev == (order[i - 1] if i > 0 else None), f"{url}: previous link {prev}"
